@@ -1,0 +1,1 @@
+//! The `hits` service (being written).

@@ -1,0 +1,1 @@
+//! The `result` service (being written).

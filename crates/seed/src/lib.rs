@@ -1,0 +1,1 @@
+//! The `seed` service (being written).

@@ -1,0 +1,1 @@
+//! The `vote` service (being written).
