@@ -214,3 +214,12 @@ no_engine() {
 	printf 'SKIPPED container tests: %s\n' "$1" >&2
 	exit 0
 }
+
+# quiet COMMAND... : runs COMMAND, shows its output only when it fails.
+quiet() {
+	local out
+	out="$("$@" 2>&1)" || {
+		printf '%s\n' "$out" | tail -n 20 >&2
+		return 1
+	}
+}

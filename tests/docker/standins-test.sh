@@ -46,12 +46,12 @@ check "redis healthcheck script passes" wait_for "redis healthy" 30 redis_health
 check "psql from the host with the password" test "$(psql_host 's3cret pw' 'SELECT current_user || current_database()')" = aliceballots
 check "a wrong password is refused over TCP" bash -c "! PGPASSWORD=wrong psql -h 127.0.0.1 -p $pgport -U alice -d ballots -XAtqc 'SELECT 1' 2>/dev/null"
 check "another container connects by name with the password" \
-	docker run --rm --network "$net" -e PGPASSWORD='s3cret pw' "$POSTGRES_IMAGE" psql -h db -U alice -d ballots -XAtqc 'SELECT 1'
+	quiet docker run --rm --network "$net" -e PGPASSWORD='s3cret pw' "$POSTGRES_IMAGE" psql -h db -U alice -d ballots -XAtqc 'SELECT 1'
 psql_host 's3cret pw' 'CREATE TABLE votes (id varchar(255) NOT NULL UNIQUE, vote varchar(255) NOT NULL); INSERT INTO votes VALUES (chr(118)||1, chr(97))'
 
 check "redis answers on the host's loopback" test "$(redis-cli -h 127.0.0.1 -p "$redisport" ping)" = PONG
 check "redis accepts another container (protected mode off)" \
-	docker run --rm --network "$net" "$REDIS_IMAGE" redis-cli -h redis rpush votes '{"voter_id":"x","vote":"a"}'
+	quiet docker run --rm --network "$net" "$REDIS_IMAGE" redis-cli -h redis rpush votes '{"voter_id":"x","vote":"a"}'
 check "redis runs with appendonly yes from the command line" \
 	test "$(redis-cli -h 127.0.0.1 -p "$redisport" config get appendonly | tail -n 1)" = yes
 
