@@ -37,6 +37,9 @@ enum Cmd {
         /// Build and run the debug binaries instead of release ones.
         #[arg(long)]
         debug: bool,
+        /// Do not build: run the binaries that sit beside this tool (its tests use this).
+        #[arg(long)]
+        no_build: bool,
     },
 }
 
@@ -49,8 +52,13 @@ fn main() -> anyhow::Result<()> {
             redis_port,
             postgres_port,
             debug,
+            no_build,
         } => {
-            let bin_dir = build(!debug)?;
+            let bin_dir = if no_build {
+                testkit::stack::bin_dir()
+            } else {
+                build(!debug)?
+            };
             let mut opts = StackOptions::new(testkit::stack::SERVICES);
             opts.bin_dir = bin_dir;
             opts.vote_port = Some(vote_port);
@@ -101,6 +109,8 @@ fn up(opts: StackOptions) -> anyhow::Result<()> {
         );
     }
     println!("Ctrl-C stops everything.");
+    use std::io::Write;
+    std::io::stdout().flush()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -162,7 +162,12 @@ impl Stack {
         }
         let mut svc = Service::spawn(name, &exe, &[], &all)?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !(port_open(admin) && common_healthz(admin)) {
+        let healthy = || {
+            port_open(admin)
+                && common::admin::probe(admin, "/healthz", Duration::from_secs(1))
+                    .is_ok_and(|c| c == 200)
+        };
+        while !healthy() {
             if let Some(status) = svc.try_status() {
                 anyhow::bail!("{name} exited at start ({status}):\n{}", svc.output());
             }
@@ -190,21 +195,6 @@ impl Stack {
         svc.terminate(Duration::from_secs(20));
         Some(svc)
     }
-}
-
-fn common_healthz(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
 /// The folder of the project's binaries for the running test or tool:
