@@ -287,7 +287,13 @@ where
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "fatal");
+            // Before telemetry is set up (a bad RUST_LOG, say) nothing would
+            // print the error: say it on stderr then.
+            if tracing::dispatcher::has_been_set() {
+                tracing::error!(error = format!("{e:#}"), "fatal");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
