@@ -1,0 +1,152 @@
+//! The page, an askama template compiled into the binary
+//! (`templates/index.html`); no template files are read at run time.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use common::options::VoteOptions;
+
+use crate::assets;
+
+/// What every rendering of the page shares, computed once at start.
+#[derive(Debug)]
+pub struct PageView {
+    /// "Cats vs Dogs!", from the option names.
+    pub question: String,
+    pub options: VoteOptions,
+    /// Shown as "Processed by container ID ...".
+    pub hostname: String,
+    pub css_href: &'static str,
+    pub icon_href: &'static str,
+}
+
+impl PageView {
+    pub fn new(options: VoteOptions, hostname: String) -> Self {
+        Self {
+            question: question(&options),
+            options,
+            hostname,
+            css_href: assets::href(&assets::CSS),
+            icon_href: assets::href(&assets::ICON),
+        }
+    }
+}
+
+/// "Cats vs Dogs!", "Tea vs Coffee vs Water!".
+pub fn question(options: &VoteOptions) -> String {
+    let names: Vec<&str> = options.iter().map(|o| o.name.as_str()).collect();
+    format!("{}!", names.join(" vs "))
+}
+
+/// The vote page, with the option just voted for marked (after a POST).
+#[derive(Template)]
+#[template(path = "index.html")]
+pub struct Page {
+    pub view: Arc<PageView>,
+    /// Key of the option voted for in this request, if any.
+    pub chosen: Option<&'static str>,
+    /// Its display name.
+    pub chosen_name: Option<String>,
+}
+
+impl Page {
+    pub fn new(view: Arc<PageView>, chosen: Option<&'static str>) -> Self {
+        let chosen_name = chosen
+            .and_then(|k| view.options.get(k))
+            .map(|o| o.name.clone());
+        Self {
+            view,
+            chosen,
+            chosen_name,
+        }
+    }
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        match self.render() {
+            Ok(html) => (
+                [
+                    (
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/html; charset=utf-8"),
+                    ),
+                    // The page answers a POST and may set a cookie: never
+                    // store it in a shared cache, nor replay it from one.
+                    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                html,
+            )
+                .into_response(),
+            Err(e) => {
+                // A bug in the template, not the client's fault: log it once,
+                // show nothing of it.
+                tracing::error!(error = %e, "rendering the vote page");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(options: VoteOptions) -> Arc<PageView> {
+        Arc::new(PageView::new(options, "c0ffee123".into()))
+    }
+
+    #[test]
+    fn question_is_built_from_the_names() {
+        assert_eq!(question(&VoteOptions::default()), "Cats vs Dogs!");
+        let three = VoteOptions::new([
+            ("a", "Tea".into()),
+            ("b", "Coffee".into()),
+            ("c", "Water".into()),
+        ]);
+        assert_eq!(question(&three), "Tea vs Coffee vs Water!");
+    }
+
+    #[test]
+    fn renders_options_host_and_no_choice() {
+        let html = Page::new(view(VoteOptions::default()), None)
+            .render()
+            .unwrap();
+        assert!(html.contains("<title>Cats vs Dogs!</title>"));
+        assert!(html.contains(r#"name="vote" value="a""#));
+        assert!(html.contains(r#"name="vote" value="b""#));
+        assert!(html.contains("Processed by container ID <code>c0ffee123</code>"));
+        assert!(!html.contains("chosen"));
+        assert!(!html.contains("aria-pressed"));
+        assert!(html.contains(assets::href(&assets::CSS)));
+        // Nothing inline: the CSP allows only files from this origin.
+        assert!(!html.contains("<script") && !html.contains("style="));
+    }
+
+    #[test]
+    fn marks_the_chosen_option() {
+        let html = Page::new(view(VoteOptions::default()), Some("b"))
+            .render()
+            .unwrap();
+        assert!(html.contains(r#"class="option option-b chosen""#), "{html}");
+        assert!(html.contains(r#"aria-pressed="true""#));
+        assert!(html.contains(r#"aria-pressed="false""#));
+        assert!(html.contains("Your vote for <strong>Dogs</strong>"));
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        let opts = VoteOptions::new([("a", "<b>Tom & Jerry</b>".into()), ("b", "X".into())]);
+        let html = Page::new(view(opts), Some("a")).render().unwrap();
+        assert!(!html.contains("<b>Tom"));
+        assert!(
+            html.contains("&#60;b&#62;Tom &#38; Jerry&#60;/b&#62;")
+                || html.contains("&lt;b&gt;Tom &amp; Jerry"),
+            "{html}"
+        );
+    }
+}
