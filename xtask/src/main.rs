@@ -5,6 +5,8 @@
 //!   prints the URLs, and stops everything on Ctrl-C.
 //! - `cargo xtask bench <what>`: the benchmarks whose figures the README quotes.
 
+mod bench_seed;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -41,6 +43,17 @@ enum Cmd {
         #[arg(long)]
         no_build: bool,
     },
+    /// Benchmarks whose figures the README quotes.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The seed load generator against a trivial local server (requests/s).
+    Seed(bench_seed::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +81,9 @@ fn main() -> anyhow::Result<()> {
             opts.durable_postgres = true;
             up(opts)
         }
+        Cmd::Bench { what } => match what {
+            Bench::Seed(args) => bench_seed::run(args),
+        },
     }
 }
 
