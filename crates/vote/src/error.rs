@@ -26,7 +26,7 @@ pub enum Error {
     #[error("malformed form: {0}; send vote=<option key>, e.g. vote=a")]
     BadForm(String),
     /// `vote` is not one of the configured options.
-    #[error("unknown option {given:?}: choose one of {choices}")]
+    #[error("unknown option {given:?}: vote must be one of {choices}")]
     UnknownOption { given: String, choices: String },
     /// The vote could not be queued.
     #[error(
