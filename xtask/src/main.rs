@@ -6,6 +6,8 @@
 //! - `cargo xtask bench <what>`: the benchmarks whose figures the README quotes.
 
 mod bench_seed;
+mod bench_vote;
+mod bench_worker;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -54,6 +56,10 @@ enum Cmd {
 enum Bench {
     /// The seed load generator against a trivial local server (requests/s).
     Seed(bench_seed::Args),
+    /// POST / of the vote service under wrk (requests/s, p50/p99, idle RSS).
+    Vote(bench_vote::Args),
+    /// The worker draining a 1,000,000-vote backlog into a durable Postgres (votes/s).
+    Worker(bench_worker::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +89,8 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench { what } => match what {
             Bench::Seed(args) => bench_seed::run(args),
+            Bench::Vote(args) => bench_vote::run(args),
+            Bench::Worker(args) => bench_worker::run(args),
         },
     }
 }

@@ -1,0 +1,205 @@
+//! `cargo xtask bench vote`: POST / throughput and latency of the vote service.
+//!
+//! Builds the release `vote` binary, starts a throwaway Redis and the binary
+//! (as in production: default log level `info`, which logs nothing per
+//! request), reads its idle RSS from `/proc/<pid>/status`, then runs
+//! `wrk -t2 -c50 -d10s --latency` with a Lua script that POSTs `vote=a`.
+//!
+//! By default the requests carry **no cookie**: every request is a new voter,
+//! so each one also generates a voter id and answers with `Set-Cookie`, as the
+//! original seed tool's requests do. That is the more expensive case;
+//! `--cookie` sends one fixed, valid `voter_id` instead (a returning voter).
+//!
+//! Afterwards it checks that the Redis list holds one message per 2xx answer
+//! wrk counted, so the figure is of votes really queued.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u32,
+    /// Connections.
+    #[arg(long, default_value_t = 50)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Send a fixed, valid voter_id cookie (a returning voter) instead of none.
+    #[arg(long)]
+    pub cookie: bool,
+}
+
+const QUEUE: &str = "votes";
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Command::new("wrk").arg("--version").output().is_ok(),
+        "wrk not found: install it (Debian: apt-get install wrk)"
+    );
+    let exe = build_vote()?;
+    let redis = testkit::RedisServer::start();
+    let port = testkit::free_port();
+    let admin = testkit::free_port();
+    let svc = testkit::Service::spawn(
+        "vote",
+        &exe,
+        &[],
+        &[
+            ("BIND_PORT", port.to_string()),
+            ("ADMIN_PORT", admin.to_string()),
+            ("REDIS_URL", redis.url()),
+            ("VOTES_QUEUE", QUEUE.to_owned()),
+        ],
+    )?;
+    wait_healthy(admin, &svc)?;
+    let pid = svc.pid().expect("just started");
+    let idle_rss = rss_kib(pid)?;
+
+    let script = std::env::temp_dir().join(format!("vote-bench-{}.lua", std::process::id()));
+    let cookie = if args.cookie {
+        "wrk.headers[\"Cookie\"] = \"voter_id=0123456789abcdef0123456789abcdef\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\n\
+             wrk.body = \"vote=a\"\n\
+             wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n{cookie}"
+        ),
+    )?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let wrk_args = [
+        format!("-t{}", args.threads),
+        format!("-c{}", args.connections),
+        format!("-d{}s", args.duration),
+        "--latency".to_owned(),
+        "-s".to_owned(),
+        script.display().to_string(),
+        url.clone(),
+    ];
+    println!(
+        "vote {} against redis {} ({}); wrk {}",
+        exe.display(),
+        redis.url(),
+        if args.cookie {
+            "fixed voter_id cookie"
+        } else {
+            "no cookie: a new voter per request"
+        },
+        wrk_args[..4].join(" ")
+    );
+    let out = Command::new("wrk").args(&wrk_args).output()?;
+    let _ = std::fs::remove_file(&script);
+    let report = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "wrk failed: {}{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{report}");
+    let loaded_rss = rss_kib(pid)?;
+
+    let rps = field(&report, "Requests/sec:")?;
+    let p50 = percentile(&report, "50%")?;
+    let p99 = percentile(&report, "99%")?;
+    let total: u64 = report
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no request count in wrk's report"))?;
+    let non_2xx: u64 = report
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let mut conn = redis::Client::open(redis.url())?.get_connection()?;
+    let queued: u64 = redis::cmd("LLEN").arg(QUEUE).query(&mut conn)?;
+
+    println!("vote POST /: {rps} requests/s, p50 {p50}, p99 {p99}");
+    println!(
+        "vote RSS: idle {:.1} MB before the load, {:.1} MB after it",
+        idle_rss as f64 / 1024.0,
+        loaded_rss as f64 / 1024.0
+    );
+    println!(
+        "checked: {queued} votes queued in Redis for {total} requests ({non_2xx} not 2xx)"
+    );
+    // wrk stops mid-request at the deadline, so a few requests it did not
+    // count may still have reached Redis.
+    anyhow::ensure!(non_2xx == 0, "{non_2xx} requests were not answered 2xx");
+    anyhow::ensure!(
+        queued >= total && queued <= total + u64::from(args.connections),
+        "Redis holds {queued} votes for {total} requests"
+    );
+    Ok(())
+}
+
+/// `cargo build --release -p vote`; returns the binary.
+fn build_vote() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--package", "vote", "--bin", "vote"])
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build --release -p vote failed");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
+    Ok(target.join("release").join("vote"))
+}
+
+fn wait_healthy(admin: u16, svc: &testkit::Service) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if common::admin::probe(admin, "/healthz", Duration::from_secs(1)).is_ok_and(|c| c == 200)
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "vote not healthy within 30 s:\n{}",
+            svc.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Resident set size in KiB, from `/proc/<pid>/status`.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// The value after `label` in wrk's report.
+fn field(report: &str, label: &str) -> anyhow::Result<String> {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(|v| v.trim().to_owned())
+        .ok_or_else(|| anyhow::anyhow!("no {label:?} in wrk's report"))
+}
+
+/// A line of wrk's "Latency Distribution", e.g. `99%    2.10ms`.
+fn percentile(report: &str, p: &str) -> anyhow::Result<String> {
+    report
+        .lines()
+        .map(str::trim)
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some(p)).then(|| it.next().unwrap_or_default().to_owned())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no {p} percentile in wrk's report (needs --latency)"))
+}
