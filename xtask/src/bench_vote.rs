@@ -129,9 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         idle_rss as f64 / 1024.0,
         loaded_rss as f64 / 1024.0
     );
-    println!(
-        "checked: {queued} votes queued in Redis for {total} requests ({non_2xx} not 2xx)"
-    );
+    println!("checked: {queued} votes queued in Redis for {total} requests ({non_2xx} not 2xx)");
     // wrk stops mid-request at the deadline, so a few requests it did not
     // count may still have reached Redis.
     anyhow::ensure!(non_2xx == 0, "{non_2xx} requests were not answered 2xx");
@@ -159,8 +157,7 @@ fn build_vote() -> anyhow::Result<PathBuf> {
 fn wait_healthy(admin: u16, svc: &testkit::Service) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if common::admin::probe(admin, "/healthz", Duration::from_secs(1)).is_ok_and(|c| c == 200)
-        {
+        if common::admin::probe(admin, "/healthz", Duration::from_secs(1)).is_ok_and(|c| c == 200) {
             return Ok(());
         }
         anyhow::ensure!(
