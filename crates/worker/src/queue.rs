@@ -44,7 +44,10 @@ pub struct Lost;
 /// `{queue length left, {messages}}`, or nil when the heartbeat is gone.
 const TAKE: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 0 then return false end
-local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+local want = tonumber(ARGV[1])
+-- LRANGE 0 -1 would be the whole list.
+if want < 1 then return {redis.call('LLEN', KEYS[1]), {}} end
+local items = redis.call('LRANGE', KEYS[1], 0, want - 1)
 local n = #items
 local i = 1
 while i <= n do

@@ -97,6 +97,86 @@ async fn latest_vote_per_voter_wins_across_batches_and_tallies_follow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_one_work_too() {
+    let r = testkit::redis();
+    let (pg, db) = database().await;
+    let msgs = backlog(50, "one");
+    push(&r.url, &r.queue, &to_json(&msgs)).await;
+    let mut s = Settings::new(&r.url, &pg.url, &r.queue);
+    s.batch_size = 1;
+    let w = start(s).await;
+    wait_final(&r.url, &Keys::new(&r.queue), &db, &expected(&msgs), LONG).await;
+    // And a vote arriving while the worker waits on the empty queue.
+    push(&r.url, &r.queue, &[vote("one-late", "b", None)]).await;
+    let mut want = expected(&msgs);
+    want.insert("one-late".into(), "b".into());
+    wait_final(&r.url, &Keys::new(&r.queue), &db, &want, LONG).await;
+    w.stop().await;
+}
+
+/// A batch left in the processing list of a worker whose heartbeat is gone
+/// is taken back and applied, ahead of the newer messages in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takes_back_the_batch_of_a_dead_worker() {
+    let r = testkit::redis();
+    let (pg, db) = database().await;
+    let keys = Keys::new(&r.queue);
+    // The dead worker held the older votes (seq-less: queue order decides).
+    push(
+        &r.url,
+        &keys.processing("ghost"),
+        &[vote("g1", "a", None), vote("g2", "a", None)],
+    )
+    .await;
+    push(&r.url, &r.queue, &[vote("g1", "b", None)]).await;
+    let w = start(Settings::new(&r.url, &pg.url, &r.queue)).await;
+    let want = [("g1", "b"), ("g2", "a")]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into_iter()
+        .collect();
+    wait_final(&r.url, &keys, &db, &want, LONG).await;
+    w.stop().await;
+}
+
+/// A worker whose heartbeat key vanished (Redis away longer than the TTL)
+/// stops touching its old list, goes on under a new id, and its old batch is
+/// replayed: the end state is still exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_heartbeat_vanished_goes_on_under_a_new_id() {
+    let r = testkit::redis();
+    let (pg, db) = database().await;
+    let keys = Keys::new(&r.queue);
+    let msgs = backlog(20_000, "h");
+    push(&r.url, &r.queue, &to_json(&msgs)).await;
+    let mut s = Settings::new(&r.url, &pg.url, &r.queue);
+    s.batch_size = 200;
+    s.worker_id = Some("hb".into());
+    let w = start(s).await;
+    testkit::eventually("some votes applied", LONG, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM votes")
+            .fetch_one(&db)
+            .await
+            .ok()?;
+        (n > 500).then_some(())
+    })
+    .await;
+    let mut c = support::redis(&r.url).await;
+    let _: () = redis::cmd("DEL")
+        .arg(keys.alive("hb"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    wait_final(&r.url, &keys, &db, &expected(&msgs), LONG).await;
+    let renamed: i64 = redis::cmd("EXISTS")
+        .arg(keys.alive("hb-1"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(renamed, 1, "the worker did not take a new id");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_a_batch_changes_nothing() {
     let (_pg, db) = database().await;
     let opts = common::options::VoteOptions::default();
