@@ -15,7 +15,8 @@
 //!    script takes the order key from the `votes:seq` counter and `RPUSH`es
 //!    `{"voter_id":"..","vote":"a","seq":N}`, the original stack's message
 //!    plus the order key the worker uses to keep each voter's latest vote.
-//! 3. The page is rendered again ([`templates`]) with the chosen option marked.
+//! 3. The answer is the page with the chosen option marked ([`templates`]; each
+//!    variant of the page is rendered once at start).
 //!
 //! Every failure is an [`error::Error`], which answers with a plain-text
 //! message and the right status: 4xx for what the client sent, 503 while Redis
@@ -69,7 +70,8 @@ pub async fn run(
     let client = common::queue::client(&settings.redis)?;
     let manager = common::queue::manager(client)?;
     let queue = queue::VoteQueue::new(manager, (&settings.queue).into());
-    let state = AppState::new(options, host_name(), queue.clone());
+    let state =
+        AppState::new(options, host_name(), queue.clone()).context("rendering the vote page")?;
 
     let ready_queue = queue.clone();
     let ready: ReadyCheck = Arc::new(move || {

@@ -17,7 +17,7 @@ use crate::assets;
 use crate::error::Error;
 use crate::queue::VoteQueue;
 use crate::security::{self, SameOrigin};
-use crate::templates::{Page, PageView};
+use crate::templates::{PageView, Pages};
 use crate::voter::Voter;
 
 /// Largest accepted request body. A vote form is about 6 bytes (`vote=a`);
@@ -28,6 +28,7 @@ pub const BODY_LIMIT: usize = 1024;
 #[derive(Clone)]
 pub struct AppState {
     view: Arc<PageView>,
+    pages: Arc<Pages>,
     queue: VoteQueue,
     /// Whether the last queue attempt worked: failures are logged on the
     /// transition only, not once per request while Redis is down.
@@ -35,12 +36,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(options: VoteOptions, hostname: String, queue: VoteQueue) -> Self {
-        Self {
-            view: Arc::new(PageView::new(options, hostname)),
+    /// Fails only if the page template cannot render.
+    pub fn new(
+        options: VoteOptions,
+        hostname: String,
+        queue: VoteQueue,
+    ) -> Result<Self, askama::Error> {
+        let view = Arc::new(PageView::new(options, hostname));
+        Ok(Self {
+            pages: Arc::new(Pages::render(&view)?),
+            view,
             queue,
             redis_up: Arc::new(AtomicBool::new(true)),
-        }
+        })
     }
 }
 
@@ -64,7 +72,7 @@ pub fn router(state: AppState) -> Router {
 
 /// `GET /`: the page, no choice marked. Sets the voter cookie on a first visit.
 async fn show(State(state): State<AppState>, voter: Voter) -> impl IntoResponse {
-    (voter.cookie(), Page::new(state.view, None))
+    (voter.cookie(), state.pages.get(None))
 }
 
 /// The form: one field, `vote`, the key of an option (`a`, `b`, ...).
@@ -114,7 +122,7 @@ async fn vote(
             return Err(Error::Unavailable(e));
         }
     }
-    Ok((voter.cookie(), Page::new(state.view, Some(key))))
+    Ok((voter.cookie(), state.pages.get(Some(key))))
 }
 
 async fn not_found() -> impl IntoResponse {

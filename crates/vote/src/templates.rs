@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use askama::Template;
+use axum::body::Bytes;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 
 use common::options::VoteOptions;
@@ -66,29 +67,60 @@ impl Page {
     }
 }
 
-impl IntoResponse for Page {
+/// Every page the service can answer with, rendered once at start.
+///
+/// The page depends only on the settings and on which option (if any) was
+/// just chosen, so there are `options + 1` of them; rendering them up front
+/// takes the template (and a 1-2 KB allocation) out of every request, and a
+/// template error shows at start rather than as a 500.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    blank: Bytes,
+    /// Indexed like the options.
+    chosen: Vec<(&'static str, Bytes)>,
+}
+
+impl Pages {
+    pub fn render(view: &Arc<PageView>) -> Result<Self, askama::Error> {
+        let render = |chosen| Page::new(view.clone(), chosen).render().map(Bytes::from);
+        Ok(Self {
+            blank: render(None)?,
+            chosen: view
+                .options
+                .iter()
+                .map(|o| Ok((o.key, render(Some(o.key))?)))
+                .collect::<Result<_, askama::Error>>()?,
+        })
+    }
+
+    /// The page with `chosen` marked, or with nothing marked.
+    pub fn get(&self, chosen: Option<&str>) -> RenderedPage {
+        let body = chosen
+            .and_then(|k| self.chosen.iter().find(|(key, _)| *key == k))
+            .map_or(&self.blank, |(_, b)| b);
+        // A reference-counted clone: no copy.
+        RenderedPage(body.clone())
+    }
+}
+
+/// A rendered page as a response.
+pub struct RenderedPage(Bytes);
+
+impl IntoResponse for RenderedPage {
     fn into_response(self) -> Response {
-        match self.render() {
-            Ok(html) => (
-                [
-                    (
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("text/html; charset=utf-8"),
-                    ),
-                    // The page answers a POST and may set a cookie: never
-                    // store it in a shared cache, nor replay it from one.
-                    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                ],
-                html,
-            )
-                .into_response(),
-            Err(e) => {
-                // A bug in the template, not the client's fault: log it once,
-                // show nothing of it.
-                tracing::error!(error = %e, "rendering the vote page");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-            }
-        }
+        (
+            [
+                (
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                // The page answers a POST and may come with a cookie: never
+                // store it in a shared cache, nor replay it from one.
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            self.0,
+        )
+            .into_response()
     }
 }
 
@@ -136,6 +168,22 @@ mod tests {
         assert!(html.contains(r#"aria-pressed="true""#));
         assert!(html.contains(r#"aria-pressed="false""#));
         assert!(html.contains("Your vote for <strong>Dogs</strong>"));
+    }
+
+    #[test]
+    fn pages_are_rendered_once_per_choice() {
+        let v = view(VoteOptions::default());
+        let pages = Pages::render(&v).unwrap();
+        let body = |p: RenderedPage| String::from_utf8(p.0.to_vec()).unwrap();
+        assert_eq!(
+            body(pages.get(None)),
+            Page::new(v.clone(), None).render().unwrap()
+        );
+        assert_eq!(
+            body(pages.get(Some("b"))),
+            Page::new(v.clone(), Some("b")).render().unwrap()
+        );
+        assert_eq!(body(pages.get(Some("z"))), body(pages.get(None)));
     }
 
     #[test]

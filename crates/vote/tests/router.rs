@@ -36,7 +36,7 @@ async fn app_with(options: VoteOptions) -> App {
         common::queue::manager(client.clone()).unwrap(),
         keys.clone(),
     );
-    let state = AppState::new(options, "test-host".into(), queue);
+    let state = AppState::new(options, "test-host".into(), queue).unwrap();
     App {
         router: router(state),
         redis: client.get_multiplexed_async_connection().await.unwrap(),
