@@ -89,7 +89,7 @@ impl Chooser {
     }
 
     /// The index of the next option.
-    pub fn next(&mut self) -> usize {
+    pub fn pick(&mut self) -> usize {
         let mut best = 0;
         for i in 0..self.weights.len() {
             self.current[i] += self.weights[i];
@@ -171,7 +171,7 @@ struct Ctx {
 impl Ctx {
     /// The option of the next vote, or `None` when it is time to stop.
     fn next_vote(&self) -> Option<usize> {
-        if self.token.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.should_stop() {
             return None;
         }
         if self.deadline.is_none() {
@@ -183,8 +183,12 @@ impl Ctx {
             self.chooser
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .next(),
+                .pick(),
         )
+    }
+
+    fn should_stop(&self) -> bool {
+        self.token.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     async fn post(&self, option: usize, voter: Option<&str>) -> Result<(), (Failure, String)> {
@@ -357,6 +361,10 @@ async fn task(ctx: Arc<Ctx>, voters: Vec<String>) -> TaskResult {
                 _ = limiter.until_ready() => {}
                 _ = ctx.token.cancelled() => break,
             }
+            // The wait may have outlasted the duration.
+            if ctx.should_stop() {
+                break;
+            }
         }
         let voter = (!voters.is_empty()).then(|| turn % voters.len());
         turn = turn.wrapping_add(1);
@@ -394,15 +402,15 @@ mod tests {
     #[test]
     fn the_chooser_is_exact_and_even() {
         let mut c = Chooser::new(&[2000, 1000]);
-        let picks: Vec<usize> = (0..3000).map(|_| c.next()).collect();
+        let picks: Vec<usize> = (0..3000).map(|_| c.pick()).collect();
         assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 2000);
         assert_eq!(&picks[..6], &[0, 1, 0, 0, 1, 0]);
         let mut c = Chooser::new(&[1999, 1001, 7]);
-        let picks: Vec<usize> = (0..3007).map(|_| c.next()).collect();
+        let picks: Vec<usize> = (0..3007).map(|_| c.pick()).collect();
         assert_eq!(picks.iter().filter(|&&p| p == 2).count(), 7);
         assert_eq!(picks.iter().filter(|&&p| p == 1).count(), 1001);
         let mut c = Chooser::new(&[0, 5]);
-        assert!((0..10).all(|_| c.next() == 1));
+        assert!((0..10).all(|_| c.pick() == 1));
     }
 
     #[test]
