@@ -47,7 +47,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let addr = trivial_server()?;
     let url: hyper::Uri = format!("http://{addr}/").parse()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // The seed binary's own runtime: multi-threaded, one worker per core.
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     println!(

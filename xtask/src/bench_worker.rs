@@ -144,6 +144,7 @@ async fn bench(
     if let Some(b) = args.batch_size {
         env.push(("BATCH_SIZE", b.to_string()));
     }
+    let machine_before = machine_cpu();
     let started = Instant::now();
     let mut worker = Service::spawn("worker", exe, &[], &env)?;
     let want_total = want.len() as i64;
@@ -181,6 +182,10 @@ async fn bench(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let worker_cpu = worker.pid().and_then(process_cpu).unwrap_or(0.0);
+    let machine = machine_cpu()
+        .zip(machine_before)
+        .map(|((b1, t1), (b0, t0))| (b1 - b0) as f64 / (t1 - t0).max(1) as f64 * 100.0);
 
     let tallies = common::db::read_tallies(&db).await?;
     let counted = common::db::count_votes(&db).await?;
@@ -205,6 +210,11 @@ async fn bench(
         msgs.len(),
         msgs.len() as f64 / secs,
         tallies
+    );
+    println!(
+        "CPU during the drain: worker {worker_cpu:.1} s of {secs:.1} s; whole machine {}% busy ({} cores, shared by Redis, Postgres and the worker)",
+        machine.map(|m| format!("{m:.0}")).unwrap_or_else(|| "?".into()),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
 
     // The original seed's backlog, the worker idle and waiting.
@@ -232,7 +242,10 @@ async fn bench(
         if total == Some(before + 3000) {
             break;
         }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "seed backlog not applied in 60 s");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(60),
+            "seed backlog not applied in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     println!(
@@ -246,4 +259,28 @@ async fn bench(
     );
     db.close().await;
     Ok(())
+}
+
+/// User + system CPU seconds of a process, from `/proc/<pid>/stat`.
+fn process_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// (busy, total) jiffies of the whole machine, from `/proc/stat`.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+    Some((total - idle, total))
 }

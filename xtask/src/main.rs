@@ -5,6 +5,7 @@
 //!   prints the URLs, and stops everything on Ctrl-C.
 //! - `cargo xtask bench <what>`: the benchmarks whose figures the README quotes.
 
+mod bench_result;
 mod bench_seed;
 mod bench_vote;
 mod bench_worker;
@@ -54,6 +55,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// 5,000 SSE clients on one release result process: commit->receipt p50/p99, RSS; update cost at 1,000 and 1,000,000 votes.
+    Result(bench_result::Args),
     /// The seed load generator against a trivial local server (requests/s).
     Seed(bench_seed::Args),
     /// POST / of the vote service under wrk (requests/s, p50/p99, idle RSS).
@@ -88,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             up(opts)
         }
         Cmd::Bench { what } => match what {
+            Bench::Result(args) => bench_result::run(args),
             Bench::Seed(args) => bench_seed::run(args),
             Bench::Vote(args) => bench_vote::run(args),
             Bench::Worker(args) => bench_worker::run(args),

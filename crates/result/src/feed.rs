@@ -54,6 +54,9 @@ pub struct Snapshot {
     /// The SSE `data:` payload: the JSON of [`Tallies`], serialised once for
     /// every client.
     pub json: String,
+    /// The same as a whole SSE event (`data: ...` and a blank line), for the
+    /// direct `/events` path that writes it to every socket as it is.
+    pub frame: String,
     /// When the first notification that led to this read arrived (`None` for
     /// reads of the periodic refresh or after a reconnection). The SSE streams
     /// measure `notify_to_send_seconds` from it.
@@ -65,6 +68,7 @@ impl Snapshot {
         let json = serde_json::to_string(&tallies).expect("tallies serialise");
         Self {
             tallies,
+            frame: format!("data: {json}\n\n"),
             json,
             notified_at,
         }

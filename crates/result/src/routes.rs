@@ -34,7 +34,8 @@ pub const RETRY: Duration = Duration::from_millis(1000);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Everything the page loads comes from this origin, and nothing inline.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+pub(crate) const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub fn router(state: AppState) -> Router {
@@ -115,55 +116,71 @@ impl Drop for ClientGuard {
     }
 }
 
-struct Client {
+/// One connected SSE client: which snapshots it still has to get. Both ways
+/// of serving `/events` (the axum route and [`crate::server`]'s direct path)
+/// use it, so they send the same events.
+pub(crate) struct Client {
     latest: Latest,
     shutdown: CancellationToken,
     first: bool,
     _guard: ClientGuard,
 }
 
-/// The stream of one client. Each change is read once by the feed and only
-/// formatted here; a client that is slow to take events skips intermediate
-/// ones (the watch keeps only the newest), which is right for tallies.
-pub(crate) fn tally_events(
-    latest: Latest,
-    shutdown: CancellationToken,
-) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    let client = Client {
-        latest,
-        shutdown,
-        first: true,
-        _guard: ClientGuard::new(),
-    };
-    futures::stream::unfold(client, |mut c| async move {
-        // The first event goes out as soon as there are tallies; after that
-        // only changes.
-        let wait_for_change = !(c.first && c.latest.borrow().is_some());
+impl Client {
+    pub(crate) fn new(latest: Latest, shutdown: CancellationToken) -> Self {
+        Self {
+            latest,
+            shutdown,
+            first: true,
+            _guard: ClientGuard::new(),
+        }
+    }
+
+    /// The next snapshot to send (the current one first, as soon as there
+    /// is one; then each change) and whether it is the first; `None` at
+    /// shutdown. A client slow to take events skips intermediate ones (the
+    /// watch keeps only the newest), which is right for tallies.
+    pub(crate) async fn next(&mut self) -> Option<(Arc<Snapshot>, bool)> {
+        let wait_for_change = !(self.first && self.latest.borrow().is_some());
         if wait_for_change {
             loop {
                 tokio::select! {
                     // Shutdown ends the stream, so graceful shutdown can finish.
-                    _ = c.shutdown.cancelled() => return None,
-                    changed = c.latest.changed() => {
+                    _ = self.shutdown.cancelled() => return None,
+                    changed = self.latest.changed() => {
                         if changed.is_err() {
                             return None;
                         }
                     }
                 }
-                if c.latest.borrow().is_some() {
+                if self.latest.borrow().is_some() {
                     break;
                 }
             }
         }
-        let snap: Arc<Snapshot> = c.latest.borrow_and_update().clone()?;
-        let mut event = Event::default().data(&snap.json);
-        if c.first {
-            event = event.retry(RETRY);
-        } else if let Some(at) = snap.notified_at {
-            metrics::histogram!("notify_to_send_seconds").record(at.elapsed().as_secs_f64());
+        let snap: Arc<Snapshot> = self.latest.borrow_and_update().clone()?;
+        let first = std::mem::replace(&mut self.first, false);
+        if !first {
+            if let Some(at) = snap.notified_at {
+                metrics::histogram!("notify_to_send_seconds").record(at.elapsed().as_secs_f64());
+            }
         }
-        c.first = false;
         metrics::counter!("sse_events_sent_total").increment(1);
+        Some((snap, first))
+    }
+}
+
+/// The event stream of one client, for axum's [`Sse`].
+pub(crate) fn tally_events(
+    latest: Latest,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    futures::stream::unfold(Client::new(latest, shutdown), |mut c| async move {
+        let (snap, first) = c.next().await?;
+        let mut event = Event::default().data(&snap.json);
+        if first {
+            event = event.retry(RETRY);
+        }
         Some((Ok(event), c))
     })
 }

@@ -278,3 +278,45 @@ async fn starts_without_postgres_and_catches_up() {
     app.stop().await;
     drop(server);
 }
+
+/// A keep-alive connection that asks for `/events` after another request is
+/// served by the axum route (the direct path only takes connections that
+/// open with it): the same headers and events.
+#[tokio::test]
+async fn events_on_a_reused_connection_come_from_the_router() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pg = testkit::postgres().await;
+    let app = Running::start(&pg.url, VoteOptions::default(), pacing()).await;
+    let db = writer(&pg.url).await;
+    cast(&db, &voters("r", 1, "b")).await.unwrap();
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /static/result.css HTTP/1.1\r\nHost: x\r\n\r\nGET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let want = r#"data: {"counts":{"a":0,"b":1},"total":1}"#;
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    let res = tokio::time::timeout(WAIT, async {
+        while !(got.contains("text/event-stream") && got.contains(want)) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await;
+    assert!(res.is_ok(), "no event on the reused connection: {got}");
+    // The second response, the one to /events.
+    let at = got.match_indices("HTTP/1.1 200").nth(1).map(|(i, _)| i);
+    let events = &got[at.unwrap_or_else(|| panic!("two responses: {got}"))..];
+    assert!(
+        events.to_lowercase().contains("transfer-encoding: chunked"),
+        "{got}"
+    );
+    let lower = events.to_lowercase();
+    assert!(lower.contains("x-accel-buffering: no"), "{got}");
+    assert!(lower.contains("cache-control: no-cache"), "{got}");
+    assert!(events.contains("retry: 1000"), "{got}");
+    drop(s);
+    app.stop().await;
+}
