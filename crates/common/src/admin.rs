@@ -103,15 +103,24 @@ async fn metrics_text(State(s): State<AdminState>) -> Response {
 }
 
 /// Serves the admin routes on `listener` until `shutdown` is cancelled.
-pub async fn serve(
+///
+/// Not an `async fn`: the router, and with it the process-wide metrics
+/// recorder, is made when this is called, not when the returned future is
+/// first polled. Services spawn this future and then serve their own port at
+/// once; were the recorder installed inside the spawned task, the first
+/// requests could be counted by no recorder at all.
+pub fn serve(
     listener: TcpListener,
     ready: ReadyCheck,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    axum::serve(listener, router(ready))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
+) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+    let app = router(ready);
+    async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        Ok(())
+    }
 }
 
 /// Binds the admin port on all addresses, naming `ADMIN_PORT` if that fails.
