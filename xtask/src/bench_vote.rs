@@ -12,6 +12,12 @@
 //!
 //! Afterwards it checks that the Redis list holds one message per 2xx answer
 //! wrk counted, so the figure is of votes really queued.
+//!
+//! Then, on the same machine and the same Redis, the same wrk run against the
+//! baseline DESIGN.md quotes: a bare axum handler doing one `RPUSH` (no
+//! cookie, no form, no middleware, a two-byte answer; the release build of
+//! `crates/vote/examples/baseline.rs`). The ratio of the two is what to compare
+//! between machines: shared machines vary by a factor of two from day to day.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -40,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::new("wrk").arg("--version").output().is_ok(),
         "wrk not found: install it (Debian: apt-get install wrk)"
     );
-    let exe = build_vote()?;
+    let (exe, baseline) = build_vote()?;
     let redis = testkit::RedisServer::start();
     let port = testkit::free_port();
     let admin = testkit::free_port();
@@ -123,7 +129,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut conn = redis::Client::open(redis.url())?.get_connection()?;
     let queued: u64 = redis::cmd("LLEN").arg(QUEUE).query(&mut conn)?;
 
+    // The baseline, with the service idle.
+    let bare_port = testkit::free_port();
+    let bare = testkit::Service::spawn(
+        "baseline",
+        &baseline,
+        &[],
+        &[
+            ("BIND_PORT", bare_port.to_string()),
+            ("REDIS_URL", redis.url()),
+        ],
+    )?;
+    wait_listening(bare_port, &bare)?;
+    let bare_args = [&wrk_args[..6], &[format!("http://127.0.0.1:{bare_port}/")]].concat();
+    let out = Command::new("wrk").args(&bare_args).output()?;
+    drop(bare);
+    anyhow::ensure!(out.status.success(), "wrk against the baseline failed");
+    let bare_report = String::from_utf8_lossy(&out.stdout);
+    let bare_rps = field(&bare_report, "Requests/sec:")?;
+
     println!("vote POST /: {rps} requests/s, p50 {p50}, p99 {p99}");
+    if let (Ok(v), Ok(b)) = (rps.parse::<f64>(), bare_rps.parse::<f64>()) {
+        println!(
+            "baseline (bare axum handler, one RPUSH, same wrk, same Redis): {b:.0} requests/s, p99 {}; vote = {:.0}% of it",
+            percentile(&bare_report, "99%")?,
+            v / b * 100.0
+        );
+    }
     println!(
         "vote RSS: idle {:.1} MB before the load, {:.1} MB after it",
         idle_rss as f64 / 1024.0,
@@ -140,18 +172,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo build --release -p vote`; returns the binary.
-fn build_vote() -> anyhow::Result<PathBuf> {
+/// `cargo build --release -p vote` of the service and of the baseline;
+/// returns both binaries.
+fn build_vote() -> anyhow::Result<(PathBuf, PathBuf)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "--package", "vote", "--bin", "vote"])
+        .args(["--example", "baseline"])
         .status()?;
     anyhow::ensure!(status.success(), "cargo build --release -p vote failed");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or(root.join("target"));
-    Ok(target.join("release").join("vote"))
+        .unwrap_or(root.join("target"))
+        .join("release");
+    Ok((
+        target.join("vote"),
+        target.join("examples").join("baseline"),
+    ))
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_listening(port: u16, svc: &testkit::Service) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nothing listens on {port} within 30 s:\n{}",
+            svc.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 fn wait_healthy(admin: u16, svc: &testkit::Service) -> anyhow::Result<()> {
