@@ -59,9 +59,31 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Fails only if another recorder is installed (a test that built its
             // own); the handle still renders what this recorder sees.
             let _ = metrics::set_global_recorder(recorder);
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// A recorder made with `build_recorder` (rather than the exporter's own
+/// HTTP listener) keeps every histogram sample until the next render: with
+/// nobody scraping `/metrics`, memory grows with each request. One thread
+/// per process folds the samples into the buckets every few seconds instead.
+/// A thread rather than a task: it needs no runtime, so it also serves the
+/// tests, which start and stop many.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(cause = %e, "no metrics upkeep thread: histograms are folded only when /metrics is read");
+    }
 }
 
 #[derive(Clone)]
