@@ -101,7 +101,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         wrk_args[..4].join(" ")
     );
     let out = Command::new("wrk").args(&wrk_args).output()?;
-    let _ = std::fs::remove_file(&script);
     let report = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(
         out.status.success(),
@@ -120,12 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no request count in wrk's report"))?;
-    let non_2xx: u64 = report
-        .lines()
-        .find(|l| l.contains("Non-2xx or 3xx responses:"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
+    let non_2xx = non_2xx_of(&report);
     let mut conn = redis::Client::open(redis.url())?.get_connection()?;
     let queued: u64 = redis::cmd("LLEN").arg(QUEUE).query(&mut conn)?;
 
@@ -143,9 +137,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     wait_listening(bare_port, &bare)?;
     let bare_args = [&wrk_args[..6], &[format!("http://127.0.0.1:{bare_port}/")]].concat();
     let out = Command::new("wrk").args(&bare_args).output()?;
+    let _ = std::fs::remove_file(&script);
     drop(bare);
-    anyhow::ensure!(out.status.success(), "wrk against the baseline failed");
     let bare_report = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success() && non_2xx_of(&bare_report) == 0,
+        "wrk against the baseline failed: {}{bare_report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bare_rps = field(&bare_report, "Requests/sec:")?;
 
     println!("vote POST /: {rps} requests/s, p50 {p50}, p99 {p99}");
@@ -230,6 +229,16 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// wrk's count of answers that were not 2xx or 3xx (0 when it reports none).
+fn non_2xx_of(report: &str) -> u64 {
+    report
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The value after `label` in wrk's report.

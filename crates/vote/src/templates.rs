@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -108,19 +108,20 @@ pub struct RenderedPage(Bytes);
 
 impl IntoResponse for RenderedPage {
     fn into_response(self) -> Response {
-        (
-            [
-                (
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/html; charset=utf-8"),
-                ),
-                // The page answers a POST and may come with a cookie: never
-                // store it in a shared cache, nor replay it from one.
-                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            self.0,
-        )
-            .into_response()
+        let mut res = Response::new(Body::from(self.0));
+        let h = res.headers_mut();
+        // Room for every header this response gets on its way out (these
+        // two, the cookie, the security headers, content-length, date), so
+        // the map is allocated once rather than grown twice per request.
+        h.reserve(12);
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        // The page answers a POST and may come with a cookie: never store it
+        // in a shared cache, nor replay it from one.
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
     }
 }
 
