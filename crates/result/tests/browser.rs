@@ -194,6 +194,8 @@ async fn votes_clicked_in_one_tab_move_the_result_page_in_another() {
     // Tab 2: the vote page. Three new voters: a, a, b.
     let vote_tab = c.new_window(true).await.unwrap().handle;
     c.switch_to_window(vote_tab.clone()).await.unwrap();
+    c.goto(&vote_url).await.unwrap();
+    screenshot(&c, "vote.png").await;
     vote_as_new_voter(&c, &vote_url, "a").await;
     c.switch_to_window(result_tab.clone()).await.unwrap();
     shows(&c, "1 vote", &[("a", "100%"), ("b", "0%")]).await;
@@ -201,6 +203,8 @@ async fn votes_clicked_in_one_tab_move_the_result_page_in_another() {
     c.switch_to_window(vote_tab.clone()).await.unwrap();
     vote_as_new_voter(&c, &vote_url, "a").await;
     vote_as_new_voter(&c, &vote_url, "b").await;
+    // The vote page as the voter sees it after the click: Dogs marked.
+    screenshot(&c, "vote-chosen.png").await;
     c.switch_to_window(result_tab.clone()).await.unwrap();
     shows(&c, "3 votes", &[("a", "67%"), ("b", "33%")]).await;
     assert_eq!(
