@@ -10,7 +10,7 @@ use crate::{PgServer, RedisServer};
 
 /// The services `cargo xtask up` starts, in start order. A service joins the
 /// launcher by being listed here.
-pub const SERVICES: &[&str] = &["worker", "result"];
+pub const SERVICES: &[&str] = &["worker", "vote", "result"];
 
 /// What to start.
 #[derive(Debug, Clone)]
