@@ -23,11 +23,12 @@
 #![allow(unsafe_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+
+use crate::procs::{hwm_kib, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -58,7 +59,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "the open-file limit is {fds}: too low for {} clients (raise the hard limit: ulimit -Hn)",
         args.clients
     );
-    let exe = build_result(args.no_build)?;
+    let dir = if args.no_build {
+        crate::procs::target_dir().join("release")
+    } else {
+        crate::procs::build_release("result", &["--bin", "result"])?
+    };
+    let exe = dir.join("result");
+    anyhow::ensure!(exe.is_file(), "{} not found: build it first", exe.display());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -87,7 +94,9 @@ async fn bench(args: Args, exe: PathBuf) -> anyhow::Result<()> {
             ("RUST_LOG", "warn".to_owned()),
         ],
     )?;
-    wait_healthy(admin, &svc).await?;
+    let svc =
+        tokio::task::spawn_blocking(move || crate::procs::wait_healthy(admin, &svc).map(|()| svc))
+            .await??;
     let pid = svc.pid().expect("just started");
     let idle = rss_kib(pid)?;
     println!(
@@ -376,67 +385,4 @@ fn raise_fd_limit() -> anyhow::Result<u64> {
         );
     }
     Ok(lim.rlim_cur)
-}
-
-fn build_result(no_build: bool) -> anyhow::Result<PathBuf> {
-    if !no_build {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "result",
-                "--bin",
-                "result",
-            ])
-            .status()?;
-        anyhow::ensure!(status.success(), "cargo build --release -p result failed");
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("target"));
-    let exe = target.join("release").join("result");
-    anyhow::ensure!(exe.is_file(), "{} not found: build it first", exe.display());
-    Ok(exe)
-}
-
-async fn wait_healthy(admin: u16, svc: &testkit::Service) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = tokio::task::spawn_blocking(move || {
-            common::admin::probe(admin, "/healthz", Duration::from_secs(1)).is_ok_and(|c| c == 200)
-        })
-        .await?;
-        if ok {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "result not healthy within 30 s:\n{}",
-            svc.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
-}
-
-/// Resident set size in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    proc_status_kib(pid, "VmRSS:")
-}
-
-/// Peak resident set size in KiB.
-fn hwm_kib(pid: u32) -> anyhow::Result<u64> {
-    proc_status_kib(pid, "VmHWM:")
 }

@@ -23,6 +23,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::procs::{rss_kib, wait_healthy};
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Seconds of load.
@@ -171,24 +173,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo build --release -p vote` of the service and of the baseline;
-/// returns both binaries.
+/// The release builds of the service and of the baseline.
 fn build_vote() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--package", "vote", "--bin", "vote"])
-        .args(["--example", "baseline"])
-        .status()?;
-    anyhow::ensure!(status.success(), "cargo build --release -p vote failed");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("target"))
-        .join("release");
-    Ok((
-        target.join("vote"),
-        target.join("examples").join("baseline"),
-    ))
+    let dir = crate::procs::build_release("vote", &["--bin", "vote", "--example", "baseline"])?;
+    Ok((dir.join("vote"), dir.join("examples").join("baseline")))
 }
 
 /// Waits until something accepts connections on `port`.
@@ -203,32 +191,6 @@ fn wait_listening(port: u16, svc: &testkit::Service) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
-}
-
-fn wait_healthy(admin: u16, svc: &testkit::Service) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if common::admin::probe(admin, "/healthz", Duration::from_secs(1)).is_ok_and(|c| c == 200) {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "vote not healthy within 30 s:\n{}",
-            svc.output()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Resident set size in KiB, from `/proc/<pid>/status`.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
 }
 
 /// wrk's count of answers that were not 2xx or 3xx (0 when it reports none).

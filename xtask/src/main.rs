@@ -9,6 +9,7 @@ mod bench_result;
 mod bench_seed;
 mod bench_vote;
 mod bench_worker;
+mod procs;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -109,11 +110,7 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
         cmd.arg("--release");
     }
     anyhow::ensure!(cmd.status()?.success(), "cargo build failed");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("target"));
-    Ok(target.join(if release { "release" } else { "debug" }))
+    Ok(procs::target_dir().join(if release { "release" } else { "debug" }))
 }
 
 fn up(opts: StackOptions) -> anyhow::Result<()> {
