@@ -16,7 +16,8 @@
 #     variables, under a project name of its own, so that nothing a developer
 #     runs is touched: docker compose up -d, votes, the seed profile, stopping
 #     the worker, restarting Redis, re-creating Postgres, kill -9 of the worker
-#     in the middle of a seed run, and the hit counter surviving a re-created db;
+#     in the middle of a seed run, three workers (--scale worker=3) sharing a
+#     run of vote changes, and the hit counter surviving a re-created db;
 #  4. always ends with `docker compose down -v` (trap).
 #
 # Traffic goes only to 127.0.0.1 (published ports) and between its own containers.
@@ -139,6 +140,29 @@ wait_healthy() {
 		for s in "$@"; do log "  $s: $(health "$s")"; done
 		return 1
 	}
+}
+
+# workers_healthy N: exactly N worker containers, each healthy
+workers_healthy() {
+	local id n=0
+	for id in $(docker compose ps -q worker 2>/dev/null); do
+		[ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" 2>/dev/null)" = healthy ] || return 1
+		n=$((n + 1))
+	done
+	[ "$n" = "$1" ]
+}
+
+# workers_applied -> votes_applied_total of each worker that applied any, from
+# its /metrics (the admin port is not published; bash's /dev/tcp in the image)
+workers_applied() {
+	local id n
+	for id in $(docker compose ps -q worker 2>/dev/null); do
+		n="$(docker exec "$id" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5858 &&
+			printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+			sed -n 's/^votes_applied_total \([0-9]*\).*/\1/p')"
+		[ "${n:-0}" -gt 0 ] && printf '%s ' "$n"
+	done
+	true
 }
 
 psql_q() {
@@ -293,6 +317,20 @@ check "docker compose start worker" quiet docker compose start worker
 check "worker healthy again" wait_healthy 60 worker
 expect_state "after kill -9 of the worker" "a=4102 b=2003" 90
 check "nothing counted twice: one row per voter" test "$(psql_q 'SELECT count(*) FROM votes')" = 6105
+
+log "== docker compose up -d --scale worker=3; 3,000 votes from 300 voters who change their minds"
+check "docker compose up -d --scale worker=3 worker" quiet docker compose up -d --scale worker=3 worker
+check "three worker containers, all healthy" wait_for "3 workers healthy" 90 workers_healthy 3
+# --verify follows result's /events until each of the 300 voters is counted
+# with their last vote, on top of what was there: the three workers share the
+# queue, and a replayed or reordered older vote must not win.
+check "seed --scenario changes --verify with three workers (exit 0)" \
+	quiet docker compose --profile seed run --rm seed --scenario changes --verify
+applied="$(workers_applied)"
+log "votes_applied_total of each worker since it started: $applied"
+check "more than one worker moved votes ($applied)" test "$(wc -w <<<"$applied")" -ge 2
+check "one row per voter after the three workers (6105 + 300)" test "$(psql_q 'SELECT count(*) FROM votes')" = 6405
+check "the Redis queue is empty" wait_for "queue empty" 30 queue_is 0
 
 log "== docker compose down -v"
 check "docker compose down -v" quiet docker compose --profile seed down -v --remove-orphans --timeout 10

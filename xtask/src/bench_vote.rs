@@ -81,16 +81,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n{cookie}"
         ),
     )?;
-    let url = format!("http://127.0.0.1:{port}/");
-    let wrk_args = [
-        format!("-t{}", args.threads),
-        format!("-c{}", args.connections),
-        format!("-d{}s", args.duration),
-        "--latency".to_owned(),
-        "-s".to_owned(),
-        script.display().to_string(),
-        url.clone(),
-    ];
+    // The same wrk run for the service and for the baseline, but for the port.
+    let wrk_args = |port: u16| {
+        [
+            format!("-t{}", args.threads),
+            format!("-c{}", args.connections),
+            format!("-d{}s", args.duration),
+            "--latency".to_owned(),
+            "-s".to_owned(),
+            script.display().to_string(),
+            format!("http://127.0.0.1:{port}/"),
+        ]
+    };
     println!(
         "vote {} against redis {} ({}); wrk {}",
         exe.display(),
@@ -100,9 +102,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             "no cookie: a new voter per request"
         },
-        wrk_args[..4].join(" ")
+        wrk_args(port)[..4].join(" ")
     );
-    let out = Command::new("wrk").args(&wrk_args).output()?;
+    let out = Command::new("wrk").args(wrk_args(port)).output()?;
     let report = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(
         out.status.success(),
@@ -137,8 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ],
     )?;
     wait_listening(bare_port, &bare)?;
-    let bare_args = [&wrk_args[..6], &[format!("http://127.0.0.1:{bare_port}/")]].concat();
-    let out = Command::new("wrk").args(&bare_args).output()?;
+    let out = Command::new("wrk").args(wrk_args(bare_port)).output()?;
     let _ = std::fs::remove_file(&script);
     drop(bare);
     let bare_report = String::from_utf8_lossy(&out.stdout);
