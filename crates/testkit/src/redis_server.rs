@@ -62,7 +62,10 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.exe.display()));
         *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !port_open(self.port) {
+        // Ready means answering commands: a server started on an existing
+        // append-only file accepts connections at once but answers `-LOADING`
+        // until it has read the file back.
+        while !port_open(self.port) || !answers_ping(self.port) {
             if let Some(status) = self
                 .child
                 .lock()
@@ -116,6 +119,19 @@ impl RedisServer {
             self.launch();
         }
     }
+}
+
+/// Whether the server on `port` answers `PING` with `PONG` (not `-LOADING`).
+fn answers_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let mut buf = [0u8; 64];
+    s.set_read_timeout(Some(Duration::from_secs(1))).is_ok()
+        && s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
 impl Drop for RedisServer {
