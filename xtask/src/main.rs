@@ -5,6 +5,7 @@
 //!   prints the URLs, and stops everything on Ctrl-C.
 //! - `cargo xtask bench <what>`: the benchmarks whose figures the README quotes.
 
+mod bench_memory;
 mod bench_result;
 mod bench_seed;
 mod bench_vote;
@@ -56,6 +57,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Idle RSS of worker, vote, result and hits, after start and after a seed run.
+    Memory(bench_memory::Args),
     /// 5,000 SSE clients on one release result process: commit->receipt p50/p99, RSS; update cost at 1,000 and 1,000,000 votes.
     Result(bench_result::Args),
     /// The seed load generator against a trivial local server (requests/s).
@@ -92,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             up(opts)
         }
         Cmd::Bench { what } => match what {
+            Bench::Memory(args) => bench_memory::run(args),
             Bench::Result(args) => bench_result::run(args),
             Bench::Seed(args) => bench_seed::run(args),
             Bench::Vote(args) => bench_vote::run(args),
