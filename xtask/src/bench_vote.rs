@@ -3,7 +3,9 @@
 //! Builds the release `vote` binary, starts a throwaway Redis and the binary
 //! (as in production: default log level `info`, which logs nothing per
 //! request), reads its idle RSS from `/proc/<pid>/status`, then runs
-//! `wrk -t2 -c50 -d10s --latency` with a Lua script that POSTs `vote=a`.
+//! `wrk -t2 -c50 -d10s --latency` with a Lua script that POSTs `vote=a`. The
+//! RSS is read again at the end of the load, and once more after vote has sat
+//! idle through the baseline's run (below).
 //!
 //! By default the requests carry **no cookie**: every request is a new voter,
 //! so each one also generates a voter id and answers with `Set-Cookie`, as the
@@ -113,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("{report}");
     let loaded_rss = rss_kib(pid)?;
+    let loaded_at = Instant::now();
 
     let rps = field(&report, "Requests/sec:")?;
     let p50 = percentile(&report, "50%")?;
@@ -149,6 +152,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let bare_rps = field(&bare_report, "Requests/sec:")?;
+    // vote sat idle through the baseline's run.
+    let idle_again = Instant::now() - loaded_at;
+    let after_rss = rss_kib(pid)?;
 
     println!("vote POST /: {rps} requests/s, p50 {p50}, p99 {p99}");
     if let (Ok(v), Ok(b)) = (rps.parse::<f64>(), bare_rps.parse::<f64>()) {
@@ -159,9 +165,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!(
-        "vote RSS: idle {:.1} MB before the load, {:.1} MB after it",
+        "vote RSS: idle {:.1} MB before the load, {:.1} MB at its end, {:.1} MB idle {} s later",
         idle_rss as f64 / 1024.0,
-        loaded_rss as f64 / 1024.0
+        loaded_rss as f64 / 1024.0,
+        after_rss as f64 / 1024.0,
+        idle_again.as_secs()
     );
     println!("checked: {queued} votes queued in Redis for {total} requests ({non_2xx} not 2xx)");
     // wrk stops mid-request at the deadline, so a few requests it did not
