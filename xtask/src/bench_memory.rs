@@ -37,11 +37,10 @@ const MEASURED: &[&str] = &["worker", "vote", "result", "hits"];
 const TARGET_MB: f64 = 15.0;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut bin_dir = None;
     for package in MEASURED.iter().copied().chain(["seed"]) {
-        bin_dir = Some(crate::procs::build_release(package, &["--bin", package])?);
+        crate::procs::build_release(package, &["--bin", package])?;
     }
-    let bin_dir = bin_dir.expect("at least one package");
+    let bin_dir = crate::procs::target_dir().join("release");
     let mut opts = StackOptions::new(testkit::stack::SERVICES);
     opts.bin_dir = bin_dir.clone();
     opts.durable_postgres = true;
@@ -59,7 +58,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::thread::sleep(settle);
     let at_start = readings(&mut stack)?;
 
-    let out = Command::new(bin_dir.join("seed"))
+    let mut seed = Command::new(bin_dir.join("seed"));
+    // The default run, whatever SEED_* settings the caller's shell has.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SEED_") {
+            seed.env_remove(key);
+        }
+    }
+    let out = seed
         .args(["--url", &format!("http://127.0.0.1:{}/", stack.ports.vote)])
         .args([
             "--result-url",
