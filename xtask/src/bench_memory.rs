@@ -94,11 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "service", "after start", "after 3,000 votes", "peak"
     );
     let mut over = Vec::new();
-    for (name, start_kib, _) in &at_start {
-        let (_, work_kib, peak_kib) = after_work
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .expect("same services");
+    // Both readings list MEASURED in order.
+    for ((name, start_kib, _), (_, work_kib, peak_kib)) in at_start.iter().zip(&after_work) {
         let mb = |k: &u64| *k as f64 / 1024.0;
         println!(
             "{name:<8} {:>9.1} MB {:>19.1} MB {:>7.1} MB",

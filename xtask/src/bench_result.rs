@@ -27,11 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-
-use crate::procs::{hwm_kib, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+use crate::procs::{hwm_kib, rss_kib};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -191,7 +191,7 @@ fn build_vote() -> anyhow::Result<(PathBuf, PathBuf)> {
 /// Waits until something accepts connections on `port`.
 fn wait_listening(port: u16, svc: &testkit::Service) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !testkit::port_open(port) {
         anyhow::ensure!(
             Instant::now() < deadline,
             "nothing listens on {port} within 30 s:\n{}",

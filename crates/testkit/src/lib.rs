@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use pg::{postgres, PgServer, TestPg};
-pub use process::{free_port, Service};
+pub use process::{free_port, port_open, Service};
 pub use redis_server::{redis, RedisServer, TestRedis};
 pub use stack::{Stack, StackOptions};
 

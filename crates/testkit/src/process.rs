@@ -83,7 +83,7 @@ pub fn free_port() -> u16 {
 }
 
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
-pub(crate) fn port_open(port: u16) -> bool {
+pub fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_millis(200),

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::process::{data_dir, find_exe, free_port, port_open, spawn_tied, wait_or_kill};
+use crate::process::{data_dir, find_exe, free_port, spawn_tied, wait_or_kill};
 
 const INSTALL_HINT: &str = "no Redis for the tests: set REDIS_URL to a Redis server, or install \
 redis-server (Debian: apt-get install redis-server) so the tests can start their own";
@@ -65,7 +65,7 @@ impl RedisServer {
         // Ready means answering commands: a server started on an existing
         // append-only file accepts connections at once but answers `-LOADING`
         // until it has read the file back.
-        while !port_open(self.port) || !answers_ping(self.port) {
+        while !answers_ping(self.port) {
             if let Some(status) = self
                 .child
                 .lock()
